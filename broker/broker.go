@@ -5,7 +5,6 @@ package broker
 
 import (
 	"encoding/json"
-	"fmt"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -169,7 +168,3 @@ type ReapResult struct {
 	Promoted     int
 	Paused       bool
 }
-
-// errNotImplemented marks engine entry points whose script is still being
-// written.
-var errNotImplemented = fmt.Errorf("broker: not implemented")
