@@ -83,7 +83,7 @@ func TestSkewedWorkerClocksDoNotShortenLeases(t *testing.T) {
 	for _, id := range ids {
 		job := getJob(t, srv, id)
 		if job.ClaimedBy == nil || holders[*job.ClaimedBy] == nil {
-			t.Fatalf("job %s held by %v, want one of the skewed workers", id, job.ClaimedBy)
+			t.Fatalf("job %s held by %s, want one of the skewed workers", id, holderName(job))
 		}
 		holderOf[id] = *job.ClaimedBy
 	}
@@ -114,7 +114,7 @@ func TestSkewedWorkerClocksDoNotShortenLeases(t *testing.T) {
 			}
 			running++
 			if job.ClaimedBy == nil || *job.ClaimedBy != holderOf[id] || job.Attempt != 1 {
-				t.Fatalf("job %s: holder %v attempt %d, want %s attempt 1", id, job.ClaimedBy, job.Attempt, holderOf[id])
+				t.Fatalf("job %s: holder %s attempt %d, want %s attempt 1", id, holderName(job), job.Attempt, holderOf[id])
 			}
 			left := job.LeaseExpiresAt.Sub(now)
 			// The read of the job and of TIME are two round trips apart, so
@@ -135,7 +135,7 @@ func TestSkewedWorkerClocksDoNotShortenLeases(t *testing.T) {
 	for _, id := range ids {
 		job := waitStatus(t, srv, id, broker.StatusSucceeded, 30*time.Second)
 		if job.Attempt != 1 || job.ClaimedBy == nil || *job.ClaimedBy != holderOf[id] {
-			t.Errorf("job %s: attempt %d holder %v, want attempt 1 by %s", id, job.Attempt, job.ClaimedBy, holderOf[id])
+			t.Errorf("job %s: attempt %d holder %s, want attempt 1 by %s", id, job.Attempt, holderName(job), holderOf[id])
 		}
 		if kinds := eventKindsOf(t, srv, id); slices.Contains(kinds, "lease_lost") || len(kinds) != 2 {
 			t.Errorf("job %s events %v, want [claimed succeeded]", id, kinds)

@@ -48,7 +48,7 @@ func checkReleasedNotFinished(t *testing.T, srv *apitest.Server, id string) {
 	t.Helper()
 	job := getJob(t, srv, id)
 	if job.Status != broker.StatusQueued || job.Attempt != 0 || job.ClaimedBy != nil {
-		t.Fatalf("after shutdown: status %s attempt %d holder %v, want queued, attempt 0, no holder", job.Status, job.Attempt, job.ClaimedBy)
+		t.Fatalf("after shutdown: status %s attempt %d holder %s, want queued, attempt 0, no holder", job.Status, job.Attempt, holderName(job))
 	}
 	if total := jobTotal(t, srv); total != 1 {
 		t.Errorf("job count %d after shutdown, want 1", total)
@@ -151,7 +151,7 @@ func TestShutdownReleasesJobWhoseHandlerIgnoresContext(t *testing.T) {
 	}
 
 	// The shutdown deadline passes while the handler still runs: the job
-	// is released anyway, and Shutdown says the handler did not return.
+	// is released anyway, and Shutdown reports that the handler did not return.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if err := a.Shutdown(ctx); err == nil {
@@ -173,7 +173,7 @@ func TestShutdownReleasesJobWhoseHandlerIgnoresContext(t *testing.T) {
 	}
 	held := getJob(t, srv, job.ID)
 	if held.Status != broker.StatusRunning || held.ClaimedBy == nil || *held.ClaimedBy != "worker-b" {
-		t.Fatalf("after the stopped worker's handler returned: status %s holder %v, want running by worker-b", held.Status, held.ClaimedBy)
+		t.Fatalf("after the stopped worker's handler returned: status %s holder %s, want running by worker-b", held.Status, holderName(held))
 	}
 	if kinds := eventKindsOf(t, srv, job.ID); slices.Contains(kinds, "succeeded") {
 		t.Errorf("events %v: the stopped worker's late result was reported", kinds)
@@ -228,4 +228,62 @@ func TestShutdownAfterDrainPauseKeepsFinishedJob(t *testing.T) {
 	if total := jobTotal(t, srv); total != 1 {
 		t.Errorf("job count %d, want 1", total)
 	}
+}
+
+// holderName returns a job's holder, or "none", for failure messages.
+func holderName(job *broker.Job) string {
+	if job.ClaimedBy == nil {
+		return "none"
+	}
+	return *job.ClaimedBy
+}
+
+func TestShutdownReleasesJobParkedByQuiesce(t *testing.T) {
+	t.Parallel()
+	srv := startBroker(t)
+	logger, _ := newTestLogger(t)
+	cfg := testConfig(t, srv, logger)
+	cfg.ShutdownTimeout = time.Second
+	cfg.HeartbeatInterval = 300 * time.Millisecond
+	ctx := context.Background()
+
+	a := startWorker(t, cfg, asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
+		for {
+			if err := Checkpoint(ctx); err != nil {
+				return err
+			}
+			select {
+			case <-time.After(50 * time.Millisecond):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}))
+	job := enqueue(t, srv, "parkable", map[string]any{}, 1)
+	waitStatus(t, srv, job.ID, broker.StatusRunning, 30*time.Second)
+
+	setPause(t, srv, "pause", "quiesce", "upgrade workers")
+	testutil.WaitFor(t, 30*time.Second, "the job to park at its checkpoint", func() bool {
+		return readPause(t, srv).Metrics.Quiesced == 1
+	})
+
+	stopCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := a.Shutdown(stopCtx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	checkReleasedNotFinished(t, srv, job.ID)
+	snap := readPause(t, srv)
+	if snap.Metrics.Quiesced != 0 || snap.Metrics.Running != 0 || snap.Metrics.StaleRunning != 0 {
+		t.Errorf("after shutdown: quiesced %d running %d staleRunning %d, want all 0",
+			snap.Metrics.Quiesced, snap.Metrics.Running, snap.Metrics.StaleRunning)
+	}
+
+	// The released job waits out the pause like any queued job.
+	res, err := srv.Broker.Claim(ctx, broker.ClaimParams{WorkerID: "worker-b", Lease: 30 * time.Second})
+	if err != nil || res.Job != nil {
+		t.Fatalf("B's claim while paused = %+v, %v; want no job", res, err)
+	}
+	setPause(t, srv, "resume", "", "upgrade done")
+	claimAsB(t, srv, job.ID, 1)
 }

@@ -68,7 +68,7 @@ func TestSIGTERMReleasesJobThatRunsUntilStopped(t *testing.T) {
 		t.Fatalf("get job: %v", err)
 	}
 	if released.Status != broker.StatusQueued || released.ClaimedBy != nil {
-		t.Fatalf("after SIGTERM: status %s holder %v, want queued without holder", released.Status, released.ClaimedBy)
+		t.Fatalf("after SIGTERM: status %s, has holder %v, want queued without holder", released.Status, released.ClaimedBy != nil)
 	}
 	if n := countJobs(t, srv); n != 1 {
 		t.Errorf("job count %d after SIGTERM, want 1", n)

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+type redisUniversal = redis.UniversalClient
+
+func newSingle(raw string) (redisUniversal, error) {
+	opts, err := redis.ParseURL(raw)
+	if err != nil {
+		return nil, fmt.Errorf("invalid BROKER_REDIS_URL: %w", err)
+	}
+	return redis.NewClient(opts), nil
+}
+
+func newFailover(raw string) (redisUniversal, error) {
+	opts, err := redis.ParseFailoverURL(raw)
+	if err != nil {
+		return nil, fmt.Errorf("invalid Sentinel BROKER_REDIS_URL: %w", err)
+	}
+	return redis.NewFailoverClient(opts), nil
+}
+
+func newClusterFromURL(raw string) (redisUniversal, error) {
+	opts, err := redis.ParseClusterURL(raw)
+	if err != nil {
+		return nil, fmt.Errorf("invalid cluster BROKER_REDIS_URL: %w", err)
+	}
+	return redis.NewClusterClient(opts), nil
+}
+
+func newClusterFromList(raw string) (redisUniversal, error) {
+	var addrs []string
+	for _, a := range strings.Split(raw, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("invalid BROKER_REDIS_URL %q: list at least one host:port", raw)
+	}
+	return redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs}), nil
+}
