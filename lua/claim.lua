@@ -59,12 +59,13 @@ end
 
 -- capable reports whether the worker has every capability the job needs.
 -- A member whose job hash is gone is dropped from the ready sets.
+-- The second result is true when the member was dropped.
 local function capable(id, set, member)
   local f = redis.call('HMGET', prefix .. 'job:' .. id, 'type', 'requiredCapabilities')
   if not f[1] then
     redis.call('ZREM', set, member)
     redis.call('ZREM', prefix .. 'ready', member)
-    return false
+    return false, true
   end
   local required = f[2]
   if not required or required == '' or required == '[]' then
@@ -89,20 +90,37 @@ end
 
 -- Each set's first capable member is its candidate; the best candidate has
 -- the lowest score (highest priority), then the lowest member (oldest).
+-- Pages grow 1, 4, 16, ... members, because the head member is usually
+-- capable and reading the whole scan limit each time would dominate a claim.
 local best_member, best_score
-for _, set in ipairs(sets) do
-  local head = redis.call('ZRANGE', set, 0, scan_limit - 1, 'WITHSCORES')
-  for i = 1, #head, 2 do
-    local member = head[i]
-    local score = tonumber(head[i + 1])
-    if best_member and (score > best_score or (score == best_score and member > best_member)) then
-      break
+local function scan(set)
+  local from, size, dropped = 0, 1, 0
+  while from < scan_limit do
+    local to = math.min(scan_limit, from + size) - 1
+    local page = redis.call('ZRANGE', set, from - dropped, to - dropped, 'WITHSCORES')
+    for i = 1, #page, 2 do
+      local member = page[i]
+      local score = tonumber(page[i + 1])
+      if best_member and (score > best_score or (score == best_score and member > best_member)) then
+        return
+      end
+      local ok, gone = capable(string.sub(member, 22), set, member)
+      if ok then
+        best_member, best_score = member, score
+        return
+      end
+      if gone then
+        dropped = dropped + 1
+      end
     end
-    if capable(string.sub(member, 22), set, member) then
-      best_member, best_score = member, score
-      break
+    if #page < (to - from + 1) * 2 then
+      return
     end
+    from, size = to + 1, size * 4
   end
+end
+for _, set in ipairs(sets) do
+  scan(set)
 end
 
 if not best_member then
