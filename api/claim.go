@@ -100,12 +100,24 @@ func (s *Server) claim(c *gin.Context) {
 	defer recheck.Stop()
 
 	for {
+		// A notice and the end of the request may arrive together, and
+		// select picks either. Without this check a claim whose worker is
+		// gone could still take a job.
+		if ctx.Err() != nil {
+			return
+		}
 		res, err := s.claimOnce(ctx, params, allowed)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			abort(c, s.logger, err)
+			return
+		}
+		if res.Job != nil && ctx.Err() != nil {
+			// The worker went away while the script ran, so the response
+			// cannot be delivered.
+			s.releaseUndelivered(c, params.WorkerID, res.Job, "the request was cancelled")
 			return
 		}
 		if res.Job != nil || req.WaitSeconds == 0 {
@@ -165,4 +177,27 @@ func (s *Server) respondClaim(c *gin.Context, workerID string, res *broker.Claim
 		s.logger.DebugContext(c.Request.Context(), "job claimed", "job_id", res.Job.ID, "job_type", res.Job.Type, "worker_id", workerID)
 	}
 	c.JSON(http.StatusOK, claimResponse{Job: res.Job, System: res.Pause})
+	if res.Job == nil {
+		return
+	}
+	if err := http.NewResponseController(c.Writer).Flush(); err != nil {
+		s.releaseUndelivered(c, workerID, res.Job, "the response could not be sent: "+err.Error())
+	}
+}
+
+// releaseUndelivered releases a job whose claim response cannot reach the
+// worker, so it runs elsewhere at once instead of after its lease expires.
+// A response that was sent is never followed by a release, because the
+// worker may already run the job. The worker's release of all its jobs at
+// shutdown covers a grant whose response went into a connection that was
+// already closed.
+func (s *Server) releaseUndelivered(c *gin.Context, workerID string, job *broker.Job, reason string) {
+	ctx := context.WithoutCancel(c.Request.Context())
+	if _, err := s.b.Release(ctx, broker.ReleaseParams{JobID: job.ID, WorkerID: workerID, Attempt: job.Attempt}); err != nil {
+		s.logger.WarnContext(ctx, "release of a claimed job whose response was not delivered failed",
+			"job_id", job.ID, "job_type", job.Type, "worker_id", workerID, "error", err)
+		return
+	}
+	s.logger.InfoContext(ctx, "released a claimed job whose response was not delivered",
+		"job_id", job.ID, "job_type", job.Type, "worker_id", workerID, "reason", reason)
 }

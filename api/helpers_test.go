@@ -208,6 +208,7 @@ type jobDoc struct {
 	Payload           json.RawMessage `json:"payload"`
 	CancelRequestedAt *string         `json:"cancelRequestedAt"`
 	ResubmittedFrom   *string         `json:"resubmittedFrom"`
+	ResubmittedAs     *string         `json:"resubmittedAs"`
 	ResultSummary     *string         `json:"resultSummary"`
 	Checkpoint        json.RawMessage `json:"checkpoint"`
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -431,6 +432,37 @@ func (s *Server) release(c *gin.Context) {
 	}))
 }
 
+// releaseWorkerResponse is the body of POST
+// /api/queue/workers/{workerId}/release.
+type releaseWorkerResponse struct {
+	Released []string `json:"released"`
+}
+
+// releaseWorker hands every running job held by the worker id in the path
+// back to the queue. A stopping worker calls it last, so a job the broker
+// granted while the worker cancelled its claim runs elsewhere at once.
+func (s *Server) releaseWorker(c *gin.Context) {
+	var req struct{}
+	if err := decodeJSON(c, s.bodyLimit, &req); err != nil {
+		abort(c, s.logger, err)
+		return
+	}
+	workerID := c.Param("workerId")
+	released, err := s.b.ReleaseWorker(c.Request.Context(), workerID)
+	if err != nil {
+		abort(c, s.logger, err)
+		return
+	}
+	if released == nil {
+		released = []string{}
+	}
+	if len(released) > 0 {
+		s.logger.InfoContext(c.Request.Context(), "released the jobs of a worker",
+			"worker_id", workerID, "released", released, "actor", principal(c).Name)
+	}
+	c.JSON(http.StatusOK, releaseWorkerResponse{Released: released})
+}
+
 type recoverRequest struct {
 	Mode *string `json:"mode"`
 }
@@ -462,11 +494,18 @@ func (s *Server) resubmit(c *gin.Context) {
 		return
 	}
 	actor := principal(c).Name
-	job, err := s.b.Resubmit(c.Request.Context(), c.Param("id"), actor)
-	if err == nil {
-		s.logger.InfoContext(c.Request.Context(), "job resubmitted", "job_id", job.ID, "job_type", job.Type, "actor", actor)
+	job, created, err := s.b.Resubmit(c.Request.Context(), c.Param("id"), actor)
+	if err != nil {
+		abort(c, s.logger, err)
+		return
 	}
-	s.respondJob(c, http.StatusCreated)(job, err)
+	if !created {
+		// A repeated resubmit returns the copy made the first time.
+		c.JSON(http.StatusOK, job)
+		return
+	}
+	s.logger.InfoContext(c.Request.Context(), "job resubmitted", "job_id", job.ID, "job_type", job.Type, "actor", actor)
+	c.JSON(http.StatusCreated, job)
 }
 
 type runtimeStateRequest struct {
@@ -544,7 +583,10 @@ func (s *Server) respondJob(c *gin.Context, status int) func(*broker.Job, error)
 // failure only makes the acknowledged count lag, so it is logged, not
 // returned.
 func (s *Server) touchWorker(c *gin.Context, workerID string, version int64) {
-	if err := s.b.TouchWorker(c.Request.Context(), workerID, version); err != nil {
+	// The worker was answered, so record it even when it has hung up since:
+	// the registry must not depend on the client waiting for the response.
+	ctx := context.WithoutCancel(c.Request.Context())
+	if err := s.b.TouchWorker(ctx, workerID, version); err != nil {
 		s.logger.WarnContext(c.Request.Context(), "record worker failed", "worker_id", workerID, "version", version, "error", err)
 	}
 }

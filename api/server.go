@@ -261,6 +261,7 @@ func (s *Server) routes(dashboard http.Handler) *gin.Engine {
 	q.GET("/:id/finish-summary", producer, s.finishSummary)
 	q.Any("/:id/artifacts", s.artifactsNotSupported)
 	q.Any("/:id/artifacts/*path", s.artifactsNotSupported)
+	api.POST("/queue/workers/:workerId/release", worker, s.releaseWorker)
 
 	api.GET("/system/worker-pause", operator, s.getPause)
 	api.POST("/system/worker-pause", operator, s.postPause)

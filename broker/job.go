@@ -60,6 +60,7 @@ type Job struct {
 	Quiesced             bool            `json:"quiesced"`
 	IdempotencyKey       *string         `json:"idempotencyKey"`
 	ResubmittedFrom      *string         `json:"resubmittedFrom"`
+	ResubmittedAs        *string         `json:"resubmittedAs"` // the copy made by the first resubmit
 	FinishOutcomeCode    *string         `json:"finishOutcomeCode"`
 	FinishOutcomeStage   *string         `json:"finishOutcomeStage"`
 	FinishOutcomeReason  *string         `json:"finishOutcomeReason"`

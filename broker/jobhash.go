@@ -34,6 +34,7 @@ const (
 	fieldQuiesced            = "quiesced"
 	fieldIdempotencyKey      = "idempotencyKey"
 	fieldResubmittedFrom     = "resubmittedFrom"
+	fieldResubmittedAs       = "resubmittedAs"
 	fieldFinishOutcomeCode   = "finishOutcomeCode"
 	fieldFinishOutcomeStage  = "finishOutcomeStage"
 	fieldFinishOutcomeReason = "finishOutcomeReason"
@@ -79,6 +80,7 @@ func decodeJob(f map[string]string) (*Job, error) {
 		Quiesced:            f[fieldQuiesced] == "1",
 		IdempotencyKey:      optionalString(f[fieldIdempotencyKey]),
 		ResubmittedFrom:     optionalString(f[fieldResubmittedFrom]),
+		ResubmittedAs:       optionalString(f[fieldResubmittedAs]),
 		FinishOutcomeCode:   optionalString(f[fieldFinishOutcomeCode]),
 		FinishOutcomeStage:  optionalString(f[fieldFinishOutcomeStage]),
 		FinishOutcomeReason: optionalString(f[fieldFinishOutcomeReason]),

@@ -461,6 +461,27 @@ func (b *Broker) Release(ctx context.Context, p ReleaseParams) (*Job, error) {
 		hasCheckpoint, checkpoint, b.cfg.JobEventsMaxLen)
 }
 
+// ReleaseWorker hands every running job held by workerID back to the
+// queue, as Release does for each: no attempt is used up, the job keeps its
+// place and its checkpoint, and a job whose cancel was requested ends
+// cancelled instead. It works while paused. It returns the ids of the jobs
+// it took from the worker, empty when the worker held none. A worker calls
+// it at the end of its shutdown, so a claim that was granted as the worker
+// cancelled the request is handed back at once. The script reads every
+// running job of the namespace, so its cost grows with the number of
+// running jobs.
+func (b *Broker) ReleaseWorker(ctx context.Context, workerID string) (released []string, err error) {
+	if err := validateName("workerId", workerID, MaxKeyLength, true); err != nil {
+		return nil, err
+	}
+	released, err = script("release_worker").Run(ctx, b.rdb, []string{b.keys.Inflight()},
+		b.keys.Prefix(), workerID, b.cfg.JobEventsMaxLen).StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("release jobs of worker %s: %w", workerID, err)
+	}
+	return released, nil
+}
+
 // Recover requeues or cancels a running job whose lease has expired.
 // It works while paused.
 func (b *Broker) Recover(ctx context.Context, jobID string, mode RecoverMode, actor string) (*Job, error) {
@@ -474,22 +495,33 @@ func (b *Broker) Recover(ctx context.Context, jobID string, mode RecoverMode, ac
 }
 
 // Resubmit enqueues a new job copied from a failed, cancelled or
-// dead_letter one. It works while paused.
-func (b *Broker) Resubmit(ctx context.Context, jobID, actor string) (*Job, error) {
+// dead_letter one and returns it with created true. A job is resubmitted
+// at most once: a later call returns the copy made the first time with
+// created false, so a repeated request does not run the work twice. To run
+// the work again after the copy ended, resubmit the copy. It works while
+// paused.
+func (b *Broker) Resubmit(ctx context.Context, jobID, actor string) (job *Job, created bool, err error) {
 	if jobID == "" {
-		return nil, invalid("id", "is required: send the job id")
+		return nil, false, invalid("id", "is required: send the job id")
 	}
 	id := uuid.NewString()
 	rest, err := b.runJobScript(ctx, "resubmit", jobID, []string{b.keys.Job(jobID), b.keys.Job(id)},
 		b.keys.Prefix(), jobID, id, actor, b.cfg.JobEventsMaxLen)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	job, err := decodeJobReply(rest[0])
+	if len(rest) < 2 {
+		return nil, false, fmt.Errorf("resubmit job %s: script returned %d values, want 2", jobID, len(rest))
+	}
+	job, err = decodeJobReply(rest[0])
 	if err != nil {
-		return nil, fmt.Errorf("resubmit job %s: %w", jobID, err)
+		return nil, false, fmt.Errorf("resubmit job %s: %w", jobID, err)
 	}
-	return job, nil
+	outcome, _ := rest[1].(string)
+	if outcome != replyCreated && outcome != replyExists {
+		return nil, false, fmt.Errorf("resubmit job %s: unexpected script outcome %q", jobID, outcome)
+	}
+	return job, outcome == replyCreated, nil
 }
 
 // SaveCheckpoint stores checkpoint data for a held job, as a heartbeat with

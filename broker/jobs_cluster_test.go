@@ -49,7 +49,7 @@ func TestJobScriptsOnRedisCluster(t *testing.T) {
 	if _, err := b.AckCancel(ctx, AckCancelParams{JobID: job.ID, WorkerID: "w1"}); err != nil {
 		t.Fatalf("AckCancel: %v", err)
 	}
-	copied, err := b.Resubmit(ctx, job.ID, "op")
+	copied, _, err := b.Resubmit(ctx, job.ID, "op")
 	if err != nil {
 		t.Fatalf("Resubmit: %v", err)
 	}

@@ -216,7 +216,7 @@ func TestRandomOperationsKeepCountsConsistent(t *testing.T) {
 					jobs, _, lerr := b.ListJobs(ctx, ListParams{Status: StatusFailed, Limit: 1})
 					err = lerr
 					if err == nil && len(jobs) == 1 {
-						_, err = b.Resubmit(ctx, jobs[0].ID, "test")
+						_, _, err = b.Resubmit(ctx, jobs[0].ID, "test")
 						if errors.Is(err, ErrInvalidState) {
 							err = nil
 						}

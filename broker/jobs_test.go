@@ -825,7 +825,7 @@ func TestResubmitCopiesFinishedJob(t *testing.T) {
 	ctx := context.Background()
 	orig := mustEnqueue(t, b, EnqueueParams{Type: "render", Priority: 2, Payload: rawJSON(`{"a":1}`), RequiredCapabilities: []string{"gpu"}, MaxAttempts: 4, IdempotencyKey: "k1"})
 
-	_, err := b.Resubmit(ctx, orig.ID, "op")
+	_, _, err := b.Resubmit(ctx, orig.ID, "op")
 	wantErr(t, "Resubmit of a queued job", err, ErrInvalidState)
 	mustClaim(t, b, ClaimParams{WorkerCapabilities: []string{"gpu"}})
 	if _, err := b.Fail(ctx, FailParams{JobID: orig.ID, WorkerID: "w1", ErrorMessage: "bad"}); err != nil {
@@ -833,9 +833,9 @@ func TestResubmitCopiesFinishedJob(t *testing.T) {
 	}
 
 	setPaused(t, b, true) // resubmit works while paused
-	got, err := b.Resubmit(ctx, orig.ID, "op")
-	if err != nil {
-		t.Fatalf("Resubmit: %v", err)
+	got, created, err := b.Resubmit(ctx, orig.ID, "op")
+	if err != nil || !created {
+		t.Fatalf("Resubmit: created %v, err %v, want a new job", created, err)
 	}
 	wantStatus(t, got, StatusQueued)
 	if got.ID == orig.ID || got.ResubmittedFrom == nil || *got.ResubmittedFrom != orig.ID {
@@ -851,7 +851,7 @@ func TestResubmitCopiesFinishedJob(t *testing.T) {
 	if kinds := eventKinds(t, b, got.ID); !slices.Equal(kinds, []string{"resubmitted"}) {
 		t.Errorf("new job events = %v, want [resubmitted]", kinds)
 	}
-	_, err = b.Resubmit(ctx, "missing", "op")
+	_, _, err = b.Resubmit(ctx, "missing", "op")
 	wantErr(t, "Resubmit of a missing job", err, ErrNotFound)
 }
 

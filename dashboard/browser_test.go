@@ -235,6 +235,11 @@ func TestDashboardUpgradeFlow(t *testing.T) {
 	}
 	screenshot(t, ctx, dir, "03-paused-draining")
 
+	// The event stream may show the pause before the POST returns. Type
+	// the next reason only after the request finished: it clears the field
+	// and enables the pause button again.
+	waitJS(t, ctx, "the pause request to finish", `document.getElementById('pause-reason').value === '' && !document.getElementById('pause-button').disabled`)
+
 	// The same pause again is rejected by the API with a 409, shown inline.
 	run(t, ctx, "repeat the pause",
 		chromedp.SendKeys(chromedp.ID("pause-reason"), "Upgrading worker images"),
@@ -365,4 +370,48 @@ func TestDashboardShowsUnreachableAPI(t *testing.T) {
 		t.Errorf("the pause button is enabled while the API cannot be reached")
 	}
 	screenshot(t, ctx, dir, "01-api-unreachable")
+}
+
+// The pause response may arrive after the event stream showed the pause
+// and after the operator started typing again. It must not clear what was
+// typed meanwhile, and the pause button stays disabled until it arrives.
+func TestDashboardLatePauseResponseKeepsInput(t *testing.T) {
+	t.Parallel()
+	srv := apitest.Start(t, apitest.Options{})
+	ctx := browser(t)
+	signIn(t, ctx, srv)
+
+	// Hold every pause POST response until the test lets it through.
+	eval[bool](t, ctx, "hold pause responses", `
+		window.heldPause = [];
+		const realFetch = window.fetch;
+		window.fetch = async (path, init) => {
+			const resp = await realFetch(path, init);
+			if (init && init.method === 'POST' && String(path).includes('/api/system/worker-pause')) {
+				await new Promise((resolve) => window.heldPause.push(resolve));
+			}
+			return resp;
+		};
+		true`)
+
+	run(t, ctx, "pause with a reason",
+		chromedp.SendKeys(chromedp.ID("pause-reason"), "Upgrading worker images"),
+		chromedp.Click(chromedp.CSS(`input[name="mode"][value="drain"]`)),
+		chromedp.Click(chromedp.ID("pause-button")))
+	waitJS(t, ctx, "the paused banner from the event stream", textContains("#banner-title", "Workers: Paused (Drain)"))
+	waitJS(t, ctx, "the held pause response", `window.heldPause.length === 1`)
+	if !eval[bool](t, ctx, "read the pause button", `document.getElementById('pause-button').disabled`) {
+		t.Errorf("the pause button is enabled while its request is in flight")
+	}
+
+	eval[bool](t, ctx, "replace the reason", `document.getElementById('pause-reason').value = ''; true`)
+	run(t, ctx, "type the next reason", chromedp.SendKeys(chromedp.ID("pause-reason"), "Next reason"))
+	eval[bool](t, ctx, "let the pause response through", `window.heldPause.shift()(); true`)
+	waitJS(t, ctx, "the pause button to be enabled", `!document.getElementById('pause-button').disabled`)
+	if got := eval[string](t, ctx, "read the reason field", `document.getElementById('pause-reason').value`); got != "Next reason" {
+		t.Errorf("reason field after the late response = %q, want %q kept", got, "Next reason")
+	}
+	if s := pauseState(t, srv); !s.WorkersPaused || s.Reason == nil || *s.Reason != "Upgrading worker images" {
+		t.Errorf("pause state = %+v, want paused with the first reason", s)
+	}
 }

@@ -126,6 +126,21 @@ func (c *Client) Release(ctx context.Context, id string, req ReleaseRequest) (*J
 	return c.jobCall(ctx, "release", id, "release", req)
 }
 
+// ReleaseWorker hands every running job held by workerID back to the
+// queue without using up an attempt and returns their ids. A Server calls
+// it at the end of Shutdown. Every process that uses the same worker id
+// loses its jobs too, so each live process needs its own id.
+func (c *Client) ReleaseWorker(ctx context.Context, workerID string) ([]string, error) {
+	var resp struct {
+		Released []string `json:"released"`
+	}
+	path := "/api/queue/workers/" + url.PathEscape(workerID) + "/release"
+	if err := c.do(ctx, http.MethodPost, path, struct{}{}, &resp); err != nil {
+		return nil, fmt.Errorf("release jobs of worker %s: %w", workerID, err)
+	}
+	return resp.Released, nil
+}
+
 // SetRuntimeState stores req.RuntimeState on job id.
 func (c *Client) SetRuntimeState(ctx context.Context, id string, req RuntimeStateRequest) (*Job, error) {
 	return c.jobCall(ctx, "set runtime state of", id, "runtime-state", req)
@@ -187,8 +202,16 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		reader = bytes.NewReader(encoded)
 	}
 
+	// path is escaped already because ids go through url.PathEscape. It
+	// becomes RawPath, and Path gets its unescaped form. Appending it to
+	// Path alone would escape each "%" a second time.
 	target := *c.baseURL
-	target.Path += path
+	target.RawPath = c.baseURL.EscapedPath() + path
+	unescaped, err := url.PathUnescape(target.RawPath)
+	if err != nil {
+		return fmt.Errorf("build request path %q: %w", path, err)
+	}
+	target.Path = unescaped
 	req, err := http.NewRequestWithContext(ctx, method, target.String(), reader)
 	if err != nil {
 		return fmt.Errorf("build request: %w", err)

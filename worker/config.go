@@ -24,6 +24,11 @@ const (
 	DefaultPausePollInterval = 5 * time.Second
 	DefaultShutdownTimeout   = 30 * time.Second
 	DefaultRequestTimeout    = 15 * time.Second
+
+	// releaseWorkerTimeout bounds the release of leftover jobs at the end
+	// of a shutdown, so a broker that does not respond delays the exit by
+	// at most this long.
+	releaseWorkerTimeout = 5 * time.Second
 )
 
 // Config configures a Server. The zero value of every field except
@@ -39,7 +44,10 @@ type Config struct {
 	Token string
 
 	// WorkerID names this worker in claims, leases and the broker's worker
-	// list. Default: host name + "-" + process id.
+	// list. Default: host name + "-" + process id. Two live processes must
+	// not share an id: at the end of Shutdown the server releases every
+	// job held by its id, which would take the jobs of the other process
+	// too.
 	WorkerID string
 
 	// Concurrency is how many jobs run at once. Each slot holds its own

@@ -26,6 +26,11 @@
 //     Config.ShutdownTimeout, its context is cancelled and the job is
 //     released with its latest checkpoint, so the attempt is not used.
 //
+// As its last step a shutdown has the broker release every job still
+// held by Config.WorkerID. That hands back a job the broker granted to a
+// claim the shutdown cancelled, whose response never arrived. Two live
+// processes must therefore not share a worker id.
+//
 // context.Cause of a cancelled handler context distinguishes these cases:
 // ErrLeaseLost, ErrCancelRequested or ErrShuttingDown.
 //

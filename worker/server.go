@@ -172,6 +172,7 @@ func (s *Server) stop(ctx context.Context, grace time.Duration) error {
 	s.mu.Unlock()
 
 	s.stopErr = s.drain(ctx, grace)
+	s.releaseLeftovers(ctx)
 	close(s.stopped)
 	return s.stopErr
 }
@@ -222,6 +223,27 @@ func (s *Server) drain(ctx context.Context, grace time.Duration) error {
 	return fmt.Errorf("worker shutdown: handlers did not return: %w", ctx.Err())
 }
 
+// releaseLeftovers has the broker release every job still held by this
+// worker id. The claims have stopped and each handler has finished or
+// released its job by now, so what is left is a ghost: a job the broker
+// granted while the worker cancelled that claim request, whose response
+// never arrived. Without this call it stays running until its lease
+// expires and the reaper retries it, which uses up an attempt. It runs
+// even after ctx ended, bounded by its own short timeout.
+func (s *Server) releaseLeftovers(ctx context.Context) {
+	timeout := min(s.cfg.RequestTimeout, releaseWorkerTimeout)
+	releaseCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	released, err := s.client.ReleaseWorker(releaseCtx, s.cfg.WorkerID)
+	if err != nil {
+		s.logger.Warn("release of the jobs left with this worker failed; the reaper retries them after their lease expires", "error", err)
+		return
+	}
+	if len(released) > 0 {
+		s.logger.Info("released jobs granted to claims cancelled at shutdown", "job_ids", released)
+	}
+}
+
 // claimLoop is one concurrency slot: it claims a job, runs it, and claims
 // again until the server stops claiming.
 func (s *Server) claimLoop(handler asynq.Handler) {
@@ -256,11 +278,9 @@ func (s *Server) claimLoop(handler asynq.Handler) {
 	}
 }
 
-// claim sends one long-poll claim.
-//
-// NOTE: a shutdown cancels a claim in flight. If the broker granted a job
-// just before the connection closed, that job stays running until its
-// lease expires and the reaper retries it, which uses up an attempt.
+// claim sends one long-poll claim. A shutdown cancels a claim in flight.
+// When the broker granted a job just before the connection closed,
+// releaseLeftovers hands it back at the end of the shutdown.
 func (s *Server) claim() (*ClaimResponse, error) {
 	ctx, cancel := context.WithTimeout(s.claimCtx, s.cfg.PollInterval+s.cfg.RequestTimeout)
 	defer cancel()

@@ -28,6 +28,7 @@ type Job struct {
 	Quiesced             bool            `json:"quiesced"`
 	IdempotencyKey       *string         `json:"idempotencyKey"`
 	ResubmittedFrom      *string         `json:"resubmittedFrom"`
+	ResubmittedAs        *string         `json:"resubmittedAs"`
 	FinishOutcomeCode    *string         `json:"finishOutcomeCode"`
 	FinishOutcomeStage   *string         `json:"finishOutcomeStage"`
 	FinishOutcomeReason  *string         `json:"finishOutcomeReason"`

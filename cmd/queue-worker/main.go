@@ -89,7 +89,7 @@ func parseOptions(args []string) (options, error) {
 	fs.StringVar(&opts.brokerURL, "broker-url", env("BROKER_URL", ""), "broker base `URL`, for example https://broker:8443 [BROKER_URL] (required)")
 	fs.StringVar(&opts.token, "token", env("BROKER_TOKEN", ""), "worker `token`; prefer the environment variable, which ps does not show [BROKER_TOKEN]")
 	fs.StringVar(&opts.caFile, "cacert", env("BROKER_CACERT", ""), "PEM `file` of CA certificates to trust for https, besides the system pool [BROKER_CACERT]")
-	fs.StringVar(&opts.workerID, "worker-id", env("WORKER_ID", ""), "worker `id` in claims and leases; empty means host name + \"-\" + pid [WORKER_ID]")
+	fs.StringVar(&opts.workerID, "worker-id", env("WORKER_ID", ""), "worker `id` in claims and leases, unique per live process; empty means host name + \"-\" + pid [WORKER_ID]")
 	fs.StringVar(&opts.types, "types", env("WORKER_TYPES", "demo:sleep,demo:echo,demo:fail"), "comma-separated job `types` to claim; empty claims any type [WORKER_TYPES]")
 	fs.StringVar(&opts.capabilities, "capabilities", env("WORKER_CAPABILITIES", ""), "comma-separated worker `capabilities` matched against a job's requiredCapabilities [WORKER_CAPABILITIES]")
 	fs.StringVar(&opts.logFormat, "log-format", env("LOG_FORMAT", "text"), "log `format`: text or json [LOG_FORMAT]")

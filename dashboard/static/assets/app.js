@@ -173,9 +173,13 @@
     return snap.workersPaused === true && m.running === 0 && m.staleRunning === 0;
   }
 
+  // A button stays disabled while its own request is in flight, even when
+  // the event stream shows the new state first, so the request cannot be
+  // sent twice.
   function renderControls(snap) {
-    el('pause-button').disabled = false;
-    el('resume-button').disabled = !snap.workersPaused;
+    const s = session;
+    el('pause-button').disabled = Boolean(s && s.pausing);
+    el('resume-button').disabled = !snap.workersPaused || Boolean(s && s.resuming);
     el('resume-reason').disabled = !snap.workersPaused;
     const forceNeeded = snap.workersPaused && !isSafe(snap);
     el('force-row').hidden = !forceNeeded;
@@ -437,12 +441,15 @@
     }
 
     el('pause-button').disabled = true;
+    s.pausing = true;
     try {
       const snap = await api('POST', PAUSE_PATH, body);
+      s.pausing = false;
       showError(errorNode, '');
-      reasonField.value = '';
+      clearIfUnchanged(reasonField, reason);
       applySnapshot(s, snap);
     } catch (err) {
+      s.pausing = false;
       if (s !== session) {
         return;
       }
@@ -454,6 +461,15 @@
       if (s === session && s.snapshot) {
         renderControls(s.snapshot);
       }
+    }
+  }
+
+  // clearIfUnchanged empties a reason field after its request succeeded,
+  // unless the operator typed something else while the request was in
+  // flight.
+  function clearIfUnchanged(field, submitted) {
+    if (field.value.trim() === submitted) {
+      field.value = '';
     }
   }
 
@@ -478,12 +494,15 @@
     }
 
     el('resume-button').disabled = true;
+    s.resuming = true;
     try {
       const snap = await api('POST', PAUSE_PATH, body);
+      s.resuming = false;
       showError(errorNode, '');
-      reasonField.value = '';
+      clearIfUnchanged(reasonField, reason);
       applySnapshot(s, snap);
     } catch (err) {
+      s.resuming = false;
       if (s !== session) {
         return;
       }
