@@ -3,11 +3,18 @@ package main
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
 type redisUniversal = redis.UniversalClient
+
+// clusterStateReloadInterval bounds how long a cluster client keeps routing
+// to a primary that failed over. go-redis v9.23.0 reloads the slot map at
+// once only after a MOVED, ASK or READONLY reply. A refused connection to a
+// dead primary does not start a reload, and the default interval is 60 s.
+const clusterStateReloadInterval = 2 * time.Second
 
 func newSingle(raw string) (redisUniversal, error) {
 	opts, err := redis.ParseURL(raw)
@@ -30,6 +37,9 @@ func newClusterFromURL(raw string) (redisUniversal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid cluster BROKER_REDIS_URL: %w", err)
 	}
+	if opts.ClusterStateReloadInterval == 0 {
+		opts.ClusterStateReloadInterval = clusterStateReloadInterval
+	}
 	return redis.NewClusterClient(opts), nil
 }
 
@@ -43,5 +53,5 @@ func newClusterFromList(raw string) (redisUniversal, error) {
 	if len(addrs) == 0 {
 		return nil, fmt.Errorf("invalid BROKER_REDIS_URL %q: list at least one host:port", raw)
 	}
-	return redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs}), nil
+	return redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, ClusterStateReloadInterval: clusterStateReloadInterval}), nil
 }
