@@ -546,6 +546,7 @@ type finishSummaryView struct {
 	FinishSummary       json.RawMessage `json:"finishSummary"`
 	ResultSummary       *string         `json:"resultSummary"`
 	ErrorMessage        *string         `json:"errorMessage"`
+	CancelAckMessage    *string         `json:"cancelAckMessage"`
 	FinishedAt          *time.Time      `json:"finishedAt"`
 }
 
@@ -563,7 +564,8 @@ func (s *Server) finishSummary(c *gin.Context) {
 		JobID: job.ID, Status: job.Status,
 		FinishOutcomeCode: job.FinishOutcomeCode, FinishOutcomeStage: job.FinishOutcomeStage,
 		FinishOutcomeReason: job.FinishOutcomeReason, FinishSummary: summary,
-		ResultSummary: job.ResultSummary, ErrorMessage: job.ErrorMessage, FinishedAt: job.FinishedAt,
+		ResultSummary: job.ResultSummary, ErrorMessage: job.ErrorMessage,
+		CancelAckMessage: job.CancelAckMessage, FinishedAt: job.FinishedAt,
 	})
 }
 

@@ -439,6 +439,12 @@ func TestMoonMindCancelWithAck(t *testing.T) {
 		t.Errorf("finish summary = %+v, want the cancel outcome", fs)
 	}
 
+	var doc broker.Job
+	c.json(http.MethodGet, "/api/queue/jobs/"+job.ID, s.OperatorToken, nil, http.StatusOK, &doc)
+	if doc.CancelAckMessage == nil || *doc.CancelAckMessage != "stopping due to cancellation" {
+		t.Errorf("job document cancelAckMessage = %v, want the ack message", doc.CancelAckMessage)
+	}
+
 	events := allEvents(t, mm, job.ID)
 	if got, want := eventKinds(events), []string{"claimed", "cancel_requested", "cancelled"}; !slices.Equal(got, want) {
 		t.Fatalf("event kinds = %v, want %v", got, want)

@@ -56,6 +56,7 @@ type Job struct {
 	ErrorMessage         *string         `json:"errorMessage"`
 	CancelRequestedAt    *time.Time      `json:"cancelRequestedAt"`
 	CancelReason         *string         `json:"cancelReason"`
+	CancelAckMessage     *string         `json:"cancelAckMessage"`
 	Checkpoint           json.RawMessage `json:"checkpoint"`
 	Quiesced             bool            `json:"quiesced"`
 	IdempotencyKey       *string         `json:"idempotencyKey"`

@@ -30,6 +30,7 @@ const (
 	fieldErrorMessage        = "errorMessage"
 	fieldCancelRequestedAt   = "cancelRequestedAt"
 	fieldCancelReason        = "cancelReason"
+	fieldCancelAckMessage    = "cancelAckMessage"
 	fieldCheckpoint          = "checkpoint"
 	fieldQuiesced            = "quiesced"
 	fieldIdempotencyKey      = "idempotencyKey"
@@ -77,6 +78,7 @@ func decodeJob(f map[string]string) (*Job, error) {
 		ResultSummary:       optionalString(f[fieldResultSummary]),
 		ErrorMessage:        optionalString(f[fieldErrorMessage]),
 		CancelReason:        optionalString(f[fieldCancelReason]),
+		CancelAckMessage:    optionalString(f[fieldCancelAckMessage]),
 		Quiesced:            f[fieldQuiesced] == "1",
 		IdempotencyKey:      optionalString(f[fieldIdempotencyKey]),
 		ResubmittedFrom:     optionalString(f[fieldResubmittedFrom]),

@@ -39,7 +39,7 @@ redis.call('ZADD', prefix .. 'status:cancelled', f[5], id)
 redis.call('ZADD', prefix .. 'finished', now, id)
 redis.call('HSET', key, 'status', 'cancelled',
   'finishOutcomeCode', ARGV[6], 'finishOutcomeStage', ARGV[7],
-  'finishOutcomeReason', ARGV[8], 'finishSummary', ARGV[9],
+  'finishOutcomeReason', ARGV[8], 'finishSummary', ARGV[9], 'cancelAckMessage', ARGV[5],
   'leaseExpiresAt', '', 'quiesced', '0', 'finishedAt', now, 'updatedAt', now)
 local message = 'cancel acknowledged by the worker'
 if ARGV[5] ~= '' then
