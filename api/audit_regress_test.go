@@ -47,7 +47,7 @@ func (r *restartableBroker) start() *apitest.Server {
 		r.t.Fatalf("create broker: %v", err)
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store := audit.NewStore(r.db)
+	store := audit.NewStore(r.db).ForNamespace(r.namespace)
 	relay := audit.NewRelay(b, store, audit.RelayConfig{Interval: 100 * time.Millisecond, DeliverTimeout: time.Second}, logger)
 
 	ctx, cancel := context.WithCancel(context.Background())

@@ -153,11 +153,16 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if tokens == nil {
 		tokens = NewTokenStore(deps.DB, cfg.OperatorToken, cfg.WorkerToken, cfg.TokenCacheTTL)
 	}
+	store := deps.Store
+	if store != nil {
+		// The audit trail shown is the one of this broker's namespace.
+		store = store.ForNamespace(deps.Broker.Config().Namespace)
+	}
 	s := &Server{
 		cfg:       cfg,
 		b:         deps.Broker,
 		notifier:  deps.Notifier,
-		store:     deps.Store,
+		store:     store,
 		relay:     deps.Relay,
 		db:        deps.DB,
 		logger:    logger,

@@ -108,6 +108,9 @@ func NewRelay(b *broker.Broker, store *Store, cfg RelayConfig, logger *slog.Logg
 	if logger == nil {
 		logger = slog.Default()
 	}
+	// The relay writes the events of b's namespace, so it always uses the
+	// rows of that namespace, whatever namespace store was made for.
+	store = store.ForNamespace(b.Config().Namespace)
 	return &Relay{b: b, store: store, cfg: cfg, logger: logger}
 }
 
@@ -207,10 +210,10 @@ func (r *Relay) Deliver(ctx context.Context, change *broker.PauseChange) (pendin
 // leaves the hash missing, so claims keep failing closed, because guessing
 // "unpaused" could start workers during an upgrade.
 func (r *Relay) EnsurePauseState(ctx context.Context) error {
-	_, err := r.b.PauseState(ctx)
+	state, err := r.b.PauseState(ctx)
 	if err == nil {
 		r.setPauseKeyPresent(true)
-		return nil
+		return r.catchUpPauseState(ctx, state)
 	}
 	if !errors.Is(err, broker.ErrPauseStateMissing) {
 		return fmt.Errorf("ensure pause state: %w", err)
@@ -247,6 +250,30 @@ func (r *Relay) EnsurePauseState(ctx context.Context) error {
 	}
 	r.logger.WarnContext(ctx, "pause state was missing in Redis; restored it from the audit log",
 		"version", change.State.Version, "mode", deref(change.Event.Mode), "actor", deref(newest.Actor))
+	r.Deliver(ctx, change)
+	return nil
+}
+
+// catchUpPauseState restores the pause hash when Redis holds an older
+// version than the audit log: Redis then lost changes (an AOF fsynced once
+// a second, a failover to a lagging replica), and reusing their versions
+// would both undo an operator's decision and collide with audited rows.
+// An unreadable audit log leaves the present hash as it is.
+func (r *Relay) catchUpPauseState(ctx context.Context, state broker.PauseState) error {
+	newest, err := r.store.Newest(ctx)
+	if err != nil || newest == nil || newest.Version <= state.Version {
+		return nil
+	}
+	change, err := r.b.RestorePause(ctx, *newest)
+	if err != nil {
+		return fmt.Errorf("ensure pause state: Redis is at version %d behind audit version %d, and the restore failed: %w",
+			state.Version, newest.Version, err)
+	}
+	if change == nil {
+		return nil
+	}
+	r.logger.WarnContext(ctx, "pause state in Redis was behind the audit log; restored it from the newest audit event",
+		"lost_version", state.Version, "version", change.State.Version, "mode", deref(change.Event.Mode), "actor", deref(newest.Actor))
 	r.Deliver(ctx, change)
 	return nil
 }

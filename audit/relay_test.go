@@ -51,7 +51,7 @@ func migratedStore(t *testing.T, dsn string) *audit.Store {
 func sharedEnv(t *testing.T) (*broker.Broker, *audit.Store) {
 	t.Helper()
 	rdb, ns := testutil.Redis(t)
-	return newBroker(t, rdb, ns), newStore(t)
+	return newBroker(t, rdb, ns), newStore(t).ForNamespace(ns)
 }
 
 func newRelay(t *testing.T, b *broker.Broker, s *audit.Store) *audit.Relay {
@@ -335,7 +335,7 @@ func TestEnsurePauseStateRestoresUnicodeReason(t *testing.T) {
 	t.Parallel()
 	rdb, ns := testutil.Redis(t)
 	b := newBroker(t, rdb, ns)
-	s := newStore(t)
+	s := newStore(t).ForNamespace(ns)
 	r := newRelay(t, b, s)
 	ctx := context.Background()
 	mustEnsure(t, r)
@@ -393,9 +393,10 @@ func TestRelayPostgresDownChangesStand(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pg := testutil.StartPostgresServer(t)
-	s := migratedStore(t, pg.URL())
+	store := migratedStore(t, pg.URL())
 	rdb, ns := testutil.Redis(t)
 	b := newBroker(t, rdb, ns)
+	s := store.ForNamespace(ns)
 	r := newRelay(t, b, s)
 	mustEnsure(t, r)
 
@@ -457,9 +458,10 @@ func TestEnsurePauseStatePostgresDownFailsClosed(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pg := testutil.StartPostgresServer(t)
-	s := migratedStore(t, pg.URL())
+	store := migratedStore(t, pg.URL())
 	rdb, ns := testutil.Redis(t)
 	b := newBroker(t, rdb, ns)
+	s := store.ForNamespace(ns)
 	r := newRelay(t, b, s)
 
 	pg.Stop()
@@ -498,7 +500,7 @@ func TestEnsurePauseStateAfterFlushAll(t *testing.T) {
 	srv := testutil.StartRedisServer(t)
 	rdb := srv.Client()
 	b := newBroker(t, rdb, "flushtest")
-	s := newStore(t)
+	s := newStore(t).ForNamespace("flushtest")
 	r := newRelay(t, b, s)
 	mustEnsure(t, r)
 

@@ -26,13 +26,25 @@ const (
 // its pause key survived, and an operator has to decide which event to keep.
 var ErrVersionTaken = errors.New("audit: another event already has this control and version")
 
-// Store reads and writes the system_control_events table.
+// Store reads and writes the system_control_events rows of one broker
+// namespace, so deployments that share a database keep separate trails.
 type Store struct {
-	db *sqlx.DB
+	db        *sqlx.DB
+	namespace string
 }
 
-// NewStore returns a Store on db. The table must exist (see Migrate).
-func NewStore(db *sqlx.DB) *Store { return &Store{db: db} }
+// NewStore returns a Store on db for the default namespace. The table must
+// exist (see Migrate).
+func NewStore(db *sqlx.DB) *Store { return &Store{db: db, namespace: broker.DefaultNamespace} }
+
+// ForNamespace returns a Store on the same pool that reads and writes the
+// rows of namespace.
+func (s *Store) ForNamespace(namespace string) *Store {
+	return &Store{db: s.db, namespace: namespace}
+}
+
+// Namespace returns the broker namespace whose rows the store handles.
+func (s *Store) Namespace() string { return s.namespace }
 
 // DB returns the pool the store uses.
 func (s *Store) DB() *sqlx.DB { return s.db }
@@ -90,11 +102,11 @@ func (s *Store) Insert(ctx context.Context, ev broker.AuditEvent) (inserted bool
 
 	res, err := s.db.ExecContext(ctx, `
 		INSERT INTO system_control_events
-			(id, control, action, mode, reason, actor, version, state_before, state_after, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10)
+			(id, control, action, mode, reason, actor, version, state_before, state_after, created_at, namespace)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10, $11)
 		ON CONFLICT DO NOTHING`,
 		ev.ID, ev.Control, ev.Action, ev.Mode, ev.Reason, ev.Actor, ev.Version,
-		jsonParam(ev.StateBefore), jsonParam(ev.StateAfter), ev.CreatedAt.UTC())
+		jsonParam(ev.StateBefore), jsonParam(ev.StateAfter), ev.CreatedAt.UTC(), s.namespace)
 	if err != nil {
 		return false, fmt.Errorf("insert audit event %s (version %d): %w", ev.ID, ev.Version, err)
 	}
@@ -165,11 +177,12 @@ func (s *Store) list(ctx context.Context, limit int, before string) ([]broker.Au
 	if before == "" {
 		err = s.db.SelectContext(ctx, &rows, `
 			SELECT `+eventColumns+` FROM system_control_events
+			WHERE namespace = $2
 			ORDER BY created_at DESC, version DESC, id DESC
-			LIMIT $1`, limit+1)
+			LIMIT $1`, limit+1, s.namespace)
 	} else {
 		var cursor []eventRow
-		err = s.db.SelectContext(ctx, &cursor, `SELECT `+eventColumns+` FROM system_control_events WHERE id = $1`, before)
+		err = s.db.SelectContext(ctx, &cursor, `SELECT `+eventColumns+` FROM system_control_events WHERE id = $1 AND namespace = $2`, before, s.namespace)
 		if err != nil {
 			return nil, "", fmt.Errorf("list audit events: read cursor %s: %w", before, err)
 		}
@@ -178,9 +191,9 @@ func (s *Store) list(ctx context.Context, limit int, before string) ([]broker.Au
 		}
 		err = s.db.SelectContext(ctx, &rows, `
 			SELECT `+eventColumns+` FROM system_control_events
-			WHERE (created_at, version, id) < ($1, $2, $3::uuid)
+			WHERE namespace = $5 AND (created_at, version, id) < ($1, $2, $3::uuid)
 			ORDER BY created_at DESC, version DESC, id DESC
-			LIMIT $4`, cursor[0].CreatedAt, cursor[0].Version, cursor[0].ID, limit+1)
+			LIMIT $4`, cursor[0].CreatedAt, cursor[0].Version, cursor[0].ID, limit+1, s.namespace)
 	}
 	if err != nil {
 		return nil, "", fmt.Errorf("list audit events: %w", err)
@@ -204,9 +217,9 @@ func (s *Store) Newest(ctx context.Context) (*broker.AuditEvent, error) {
 	var r eventRow
 	err := s.db.GetContext(ctx, &r, `
 		SELECT `+eventColumns+` FROM system_control_events
-		WHERE control = $1
+		WHERE namespace = $2 AND control = $1
 		ORDER BY version DESC
-		LIMIT 1`, broker.ControlWorkerPause)
+		LIMIT 1`, broker.ControlWorkerPause, s.namespace)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}

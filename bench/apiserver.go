@@ -68,7 +68,7 @@ func (g *engine) startAPI(ctx context.Context) (s *apiServer, err error) {
 	s.notified = make(chan error, 1)
 	go func() { s.notified <- s.notifier.Start(runCtx) }()
 
-	store := audit.NewStore(s.db)
+	store := audit.NewStore(s.db).ForNamespace(g.b.Config().Namespace)
 	s.srv, err = api.New(api.Config{OperatorToken: s.OperatorToken, WorkerToken: s.WorkerToken}, api.Deps{
 		Broker: g.b, Notifier: s.notifier, Store: store, DB: s.db,
 		Logger: g.e.log.With("component", "api"),

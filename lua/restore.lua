@@ -12,10 +12,13 @@
 -- ARGV[9]: actor recorded on the restore event
 -- ARGV[10]: notify channel
 -- Returns: {"ok", new hash as HGETALL pairs, outbox entry id, event fields
--- as pairs}, or {"exists", version} when the hash exists.
--- Invariant: an existing hash is never overwritten. The restored version is
--- one higher than the newest audited version, so no version appears twice
--- in the audit log.
+-- as pairs}, or {"exists", version} when the hash exists at a version at
+-- least as high as the newest audited one.
+-- Invariant: an existing hash is overwritten only when its version is lower
+-- than the newest audited version, which means Redis lost changes that the
+-- audit log holds (an AOF fsynced once a second, a failover to a lagging
+-- replica). The restored version is one higher than the newest audited
+-- version, so no version appears twice in the audit log.
 local function json_string(s)
   if s == nil or s == '' then
     return 'null'
@@ -31,8 +34,21 @@ local function state_json(h)
     ',"version":' .. h.version .. '}'
 end
 
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return {'exists', tonumber(redis.call('HGET', KEYS[1], 'version'))}
+local current = tonumber(redis.call('HGET', KEYS[1], 'version'))
+if current and current >= tonumber(ARGV[7]) then
+  return {'exists', current}
+end
+
+-- A hash that fell behind the audit log is the state before the restore.
+local before = ''
+if current then
+  local h = {}
+  local pairs_ = redis.call('HGETALL', KEYS[1])
+  for i = 1, #pairs_, 2 do
+    h[pairs_[i]] = pairs_[i + 1]
+  end
+  before = state_json(h)
+  redis.call('DEL', KEYS[1])
 end
 
 local t = redis.call('TIME')
@@ -47,11 +63,11 @@ redis.call('HSET', KEYS[1],
   'actor', after.actor, 'requestedAt', after.requestedAt, 'updatedAt', after.updatedAt,
   'version', after.version)
 
--- No state existed before the restore, so stateBefore stays empty.
+-- With no hash before the restore, stateBefore stays empty.
 local event = {
   'id', ARGV[1], 'control', 'worker_pause', 'action', 'restore', 'mode', ARGV[3],
   'reason', ARGV[8], 'actor', ARGV[9], 'version', after.version,
-  'stateBefore', '', 'stateAfter', state_json(after), 'createdAt', now,
+  'stateBefore', before, 'stateAfter', state_json(after), 'createdAt', now,
 }
 local outbox_id = redis.call('XADD', KEYS[2], '*', unpack(event))
 redis.call('PUBLISH', ARGV[10], 'pause:' .. after.version)

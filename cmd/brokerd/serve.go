@@ -90,7 +90,7 @@ func serve(ctx context.Context, o *options) error {
 	if err != nil {
 		return err
 	}
-	store := audit.NewStore(db)
+	store := audit.NewStore(db).ForNamespace(b.Config().Namespace)
 	relay := audit.NewRelay(b, store, audit.RelayConfig{}, logger)
 	if err := relay.EnsurePauseState(ctx); err != nil {
 		// Claims fail closed until the relay's next pass restores the key.

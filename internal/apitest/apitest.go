@@ -104,7 +104,7 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	store := audit.NewStore(db)
+	store := audit.NewStore(db).ForNamespace(b.Config().Namespace)
 	relay := audit.NewRelay(b, store, audit.RelayConfig{}, logger)
 	if err := relay.EnsurePauseState(setupCtx); err != nil {
 		cancel()
