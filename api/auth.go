@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -108,16 +109,33 @@ func (s *Server) allow(roles ...Role) gin.HandlerFunc {
 			}
 		}
 		abort(c, s.logger, newError(http.StatusForbidden, CodeForbidden, "",
-			"a %s token may not call %s %s: use a token with one of the roles %s", p.Role, c.Request.Method, c.FullPath(), roleList(roles)))
+			"%s token may not call %s %s: use %s token", withArticle(string(p.Role)), c.Request.Method, c.FullPath(), roleChoice(roles)))
 	}
 }
 
-func roleList(roles []Role) string {
+// roleChoice lists operator and the given roles as a choice with its
+// article, such as "an operator" or "an operator, producer or worker".
+func roleChoice(roles []Role) string {
 	names := []string{string(RoleOperator)}
 	for _, r := range roles {
-		names = append(names, string(r))
+		if !slices.Contains(names, string(r)) {
+			names = append(names, string(r))
+		}
 	}
-	return strings.Join(names, ", ")
+	choice := names[len(names)-1]
+	if len(names) > 1 {
+		choice = strings.Join(names[:len(names)-1], ", ") + " or " + choice
+	}
+	return withArticle(choice)
+}
+
+// withArticle puts "a" or "an" before word, choosing by its first letter.
+// Every role name starts with a letter whose sound matches its spelling.
+func withArticle(word string) string {
+	if word != "" && strings.ContainsRune("aeiou", rune(word[0])) {
+		return "an " + word
+	}
+	return "a " + word
 }
 
 // principal returns the caller set by authenticate.

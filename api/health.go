@@ -29,7 +29,17 @@ type readiness struct {
 	Checks      map[string]readyCheck `json:"checks"`
 	OutboxDepth int64                 `json:"outboxDepth"`
 	// Pause is the pause state when the pause key could be read.
-	Pause *broker.PauseState `json:"pause"`
+	Pause *readyPause `json:"pause"`
+}
+
+// readyPause is the part of the pause state that /readyz shows. The
+// endpoint needs no token, so it leaves out the reason (which may hold
+// incident details), who paused and when. Operators read those with
+// GET /api/system/worker-pause.
+type readyPause struct {
+	WorkersPaused bool              `json:"workersPaused"`
+	Mode          *broker.PauseMode `json:"mode"`
+	Version       int64             `json:"version"`
 }
 
 // readyz responds 200 when Redis and PostgreSQL are reachable, the migrations are
@@ -75,7 +85,7 @@ func (s *Server) readyz(c *gin.Context) {
 	run("pauseKey", func(ctx context.Context) error {
 		pause, err := s.b.PauseState(ctx)
 		if err == nil {
-			r.Pause = &pause
+			r.Pause = &readyPause{WorkersPaused: pause.WorkersPaused, Mode: pause.Mode, Version: pause.Version}
 		}
 		if errors.Is(err, broker.ErrPauseStateMissing) {
 			return errors.New("pause key is missing in Redis; claims fail closed until the relay restores it from the audit trail")

@@ -56,6 +56,7 @@ func (e *APIError) hint() string {
 type client struct {
 	base    *url.URL
 	token   string
+	caFile  string // empty when the system certificate authorities are trusted
 	http    *http.Client
 	timeout time.Duration // per request; 0 means no limit
 }
@@ -82,7 +83,7 @@ func newClient(baseURL, token, caFile string, timeout time.Duration) (*client, e
 		}
 		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	return &client{base: u, token: token, http: &http.Client{Transport: transport}, timeout: timeout}, nil
+	return &client{base: u, token: token, caFile: caFile, http: &http.Client{Transport: transport}, timeout: timeout}, nil
 }
 
 // do sends one request and decodes a 2xx JSON response into out (when out is
@@ -147,9 +148,31 @@ func (c *client) send(ctx context.Context, method, path string, query url.Values
 		if errors.Is(err, context.DeadlineExceeded) {
 			return nil, fmt.Errorf("%s %s timed out: %w (raise --timeout or check the broker)", method, path, err)
 		}
-		return nil, fmt.Errorf("cannot reach the broker API at %s: %w (check --url or BROKER_URL and that brokerd runs)", c.base, err)
+		return nil, fmt.Errorf("cannot reach the broker API at %s: %w (%s)", c.base, err, c.connectHint(err))
 	}
 	return resp, nil
+}
+
+// connectHint suggests the fix for a failed request. A certificate error
+// means brokerd was reached, so the URL is not what to check first.
+func (c *client) connectHint(err error) string {
+	var unknownAuthority x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &unknownAuthority) && c.caFile != "":
+		return fmt.Sprintf("the --cacert file %s does not contain the certificate authority that signed the server's certificate: "+
+			"point --cacert or BROKER_CACERT at that authority's PEM file, such as .run/tls/ca.pem, which source .run/env sets after make run", c.caFile)
+	case errors.As(err, &unknownAuthority):
+		return "the server's certificate is signed by a certificate authority this machine does not trust: " +
+			"pass --cacert or set BROKER_CACERT to that authority's PEM file, such as .run/tls/ca.pem, which source .run/env sets after make run"
+	case errors.As(err, &hostname):
+		return fmt.Sprintf("the server's certificate is not valid for %s: "+
+			"use a host name the certificate names in --url or BROKER_URL", hostname.Host)
+	case errors.As(err, &invalid):
+		return "the server's certificate is invalid (expired, not yet valid or not for servers): renew it"
+	}
+	return "check --url or BROKER_URL and that brokerd runs"
 }
 
 // decodeAPIError turns an error response into an *APIError, also when the

@@ -58,16 +58,70 @@ stop_pid() {
 	rm -f "$file"
 }
 
+# WORKER_SHUTDOWN_FILE records the workers' WORKER_SHUTDOWN_TIMEOUT in whole
+# seconds, written by run.sh when it starts them and read by stop_app.
+WORKER_SHUTDOWN_FILE="$PID_DIR/worker-shutdown-seconds"
+# DEFAULT_WORKER_SHUTDOWN_SECONDS is queue-worker's own default (30s).
+DEFAULT_WORKER_SHUTDOWN_SECONDS=30
+
+# duration_seconds DURATION: prints a queue-worker duration (Go syntax
+# such as 45s, 1m30s or 1.5s, or whole seconds) in whole seconds, rounded
+# up. An empty value or 0 means the worker's default. Fails on any other
+# text.
+duration_seconds() {
+	local d=$1
+	if [[ -z "$d" ]]; then
+		echo "$DEFAULT_WORKER_SHUTDOWN_SECONDS"
+		return 0
+	fi
+	if [[ "$d" =~ ^[0-9]+$ ]]; then
+		((10#$d > 0)) && echo $((10#$d)) || echo "$DEFAULT_WORKER_SHUTDOWN_SECONDS"
+		return 0
+	fi
+	[[ "$d" =~ ^([0-9]+(\.[0-9]*)?(h|m|s|ms|us|µs|ns))+$ ]] || return 1
+	# awk's match() takes the longest unit, so "ms" is never read as "m".
+	LC_ALL=C awk -v d="$d" -v fallback="$DEFAULT_WORKER_SHUTDOWN_SECONDS" 'BEGIN {
+		scale["h"] = 3600; scale["m"] = 60; scale["s"] = 1
+		scale["ms"] = 1e-3; scale["us"] = 1e-6; scale["µs"] = 1e-6; scale["ns"] = 1e-9
+		total = 0
+		while (match(d, /^[0-9]+(\.[0-9]*)?(h|ms|m|s|us|µs|ns)/)) {
+			part = substr(d, 1, RLENGTH)
+			d = substr(d, RLENGTH + 1)
+			number = part; sub(/[^0-9.]+$/, "", number)
+			unit = substr(part, length(number) + 1)
+			total += number * scale[unit]
+		}
+		if (total == 0) { print fallback; exit }
+		whole = int(total)
+		if (whole < total) whole++
+		print whole
+	}'
+}
+
 # stop_app: stops the queue workers first, so they can release their jobs
-# while brokerd still serves requests, then brokerd.
+# while brokerd still serves requests, then brokerd. A worker lets its
+# running jobs go on for up to its WORKER_SHUTDOWN_TIMEOUT and then releases
+# them, so stop_app prints how long that may take and gives each worker
+# ten seconds more before it sends SIGKILL.
 stop_app() {
-	local f
+	local f timeout=$DEFAULT_WORKER_SHUTDOWN_SECONDS running=()
+	if [[ -s "$WORKER_SHUTDOWN_FILE" ]]; then
+		timeout=$(<"$WORKER_SHUTDOWN_FILE")
+		[[ "$timeout" =~ ^[0-9]+$ ]] || timeout=$DEFAULT_WORKER_SHUTDOWN_SECONDS
+	fi
 	shopt -s nullglob
 	for f in "$PID_DIR"/worker-*.pid; do
-		stop_pid "$f" queue-worker 40 &
+		pid_runs "$f" queue-worker && running+=("$f")
+	done
+	shopt -u nullglob
+	if ((${#running[@]} > 0)); then
+		log "waiting up to $timeout s (WORKER_SHUTDOWN_TIMEOUT) for running jobs to finish; the workers then release the rest back to the queue"
+	fi
+	for f in "${running[@]}"; do
+		stop_pid "$f" queue-worker $((timeout + 10)) &
 	done
 	wait
-	shopt -u nullglob
+	rm -f "$PID_DIR"/worker-*.pid
 	stop_pid "$PID_DIR/brokerd.pid" brokerd 40
 }
 

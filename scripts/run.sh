@@ -244,6 +244,12 @@ done
 }
 
 # --- queue workers -----------------------------------------------------------
+# The workers read WORKER_SHUTDOWN_TIMEOUT themselves. make stop reads the
+# value in seconds from a file, to print how long it waits and to know
+# when to give up.
+shutdown_seconds=$(duration_seconds "${WORKER_SHUTDOWN_TIMEOUT:-}") ||
+	die "invalid WORKER_SHUTDOWN_TIMEOUT \"${WORKER_SHUTDOWN_TIMEOUT:-}\": use Go duration syntax such as 90s or whole seconds"
+echo "$shutdown_seconds" >"$WORKER_SHUTDOWN_FILE"
 for i in $(seq "$WORKER_COUNT"); do
 	log "starting queue-worker worker-$i (log .run/logs/worker-$i.log)"
 	BROKER_URL="$PUBLIC_URL" BROKER_TOKEN="$WORKER_TOKEN" BROKER_CACERT="$CA" \
