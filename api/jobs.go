@@ -289,6 +289,33 @@ func (s *Server) heartbeat(c *gin.Context) {
 	c.JSON(http.StatusOK, jobWithSystem{Job: job, System: pause})
 }
 
+// finishRequest is a holder's request body that carries finish details:
+// complete, fail and cancel acknowledgement.
+type finishRequest interface {
+	check() (string, error)
+	details() (broker.FinishDetails, error)
+}
+
+// decodeFinish decodes a finishRequest body into req and checks its holder
+// and finish fields. On invalid input it writes the error response and
+// returns false.
+func (s *Server) decodeFinish(c *gin.Context, req finishRequest) (workerID string, finish broker.FinishDetails, ok bool) {
+	if err := decodeJSON(c, s.bodyLimit, req); err != nil {
+		abort(c, s.logger, err)
+		return "", finish, false
+	}
+	workerID, err := req.check()
+	if err != nil {
+		abort(c, s.logger, err)
+		return "", finish, false
+	}
+	if finish, err = req.details(); err != nil {
+		abort(c, s.logger, err)
+		return "", finish, false
+	}
+	return workerID, finish, true
+}
+
 type completeRequest struct {
 	holderFields
 	finishFields
@@ -297,18 +324,8 @@ type completeRequest struct {
 
 func (s *Server) complete(c *gin.Context) {
 	var req completeRequest
-	if err := decodeJSON(c, s.bodyLimit, &req); err != nil {
-		abort(c, s.logger, err)
-		return
-	}
-	workerID, err := req.check()
-	if err != nil {
-		abort(c, s.logger, err)
-		return
-	}
-	finish, err := req.details()
-	if err != nil {
-		abort(c, s.logger, err)
+	workerID, finish, ok := s.decodeFinish(c, &req)
+	if !ok {
 		return
 	}
 	p := broker.CompleteParams{JobID: c.Param("id"), WorkerID: workerID, Attempt: req.Attempt, Finish: finish}
@@ -327,18 +344,8 @@ type failRequest struct {
 
 func (s *Server) fail(c *gin.Context) {
 	var req failRequest
-	if err := decodeJSON(c, s.bodyLimit, &req); err != nil {
-		abort(c, s.logger, err)
-		return
-	}
-	workerID, err := req.check()
-	if err != nil {
-		abort(c, s.logger, err)
-		return
-	}
-	finish, err := req.details()
-	if err != nil {
-		abort(c, s.logger, err)
+	workerID, finish, ok := s.decodeFinish(c, &req)
+	if !ok {
 		return
 	}
 	p := broker.FailParams{JobID: c.Param("id"), WorkerID: workerID, Attempt: req.Attempt, Retryable: true, Finish: finish}
@@ -385,18 +392,8 @@ type ackCancelRequest struct {
 
 func (s *Server) ackCancel(c *gin.Context) {
 	var req ackCancelRequest
-	if err := decodeJSON(c, s.bodyLimit, &req); err != nil {
-		abort(c, s.logger, err)
-		return
-	}
-	workerID, err := req.check()
-	if err != nil {
-		abort(c, s.logger, err)
-		return
-	}
-	finish, err := req.details()
-	if err != nil {
-		abort(c, s.logger, err)
+	workerID, finish, ok := s.decodeFinish(c, &req)
+	if !ok {
 		return
 	}
 	p := broker.AckCancelParams{JobID: c.Param("id"), WorkerID: workerID, Attempt: req.Attempt, Finish: finish}
