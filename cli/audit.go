@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/url"
@@ -22,30 +21,16 @@ func (a *app) auditCommand() *cobra.Command {
 			if limit < 1 || limit > 500 {
 				return usageErrorf("invalid --limit %d: use 1 to 500", limit)
 			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
 			q := url.Values{"limit": {strconv.Itoa(limit)}}
 			if before != "" {
 				q.Set("before", before)
 			}
-			var raw json.RawMessage
-			if err := c.do(cmd.Context(), "GET", "/api/system/control-events", q, nil, &raw); err != nil {
-				return fmt.Errorf("read the audit trail: %w", err)
-			}
-			if a.jsonOutput() {
-				return printJSON(a.stdout, raw)
-			}
-			var page auditPage
-			if err := json.Unmarshal(raw, &page); err != nil {
-				return fmt.Errorf("decode the audit trail: %w", err)
-			}
-			printAuditEvents(a.stdout, page.Items)
-			if page.NextCursor != nil && *page.NextCursor != "" {
-				fmt.Fprintf(a.stdout, "\nOlder events: brokerctl audit --limit %d --before %s\n", limit, *page.NextCursor)
-			}
-			return nil
+			return getAndShow(a, cmd, "/api/system/control-events", q, "read the audit trail", "audit trail", func(page auditPage) {
+				printAuditEvents(a.stdout, page.Items)
+				if page.NextCursor != nil && *page.NextCursor != "" {
+					fmt.Fprintf(a.stdout, "\nOlder events: brokerctl audit --limit %d --before %s\n", limit, *page.NextCursor)
+				}
+			})
 		},
 	}
 	cmd.Flags().IntVar(&limit, "limit", 20, "number of events to show, 1 to 500")

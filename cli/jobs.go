@@ -33,10 +33,6 @@ func (a *app) jobsListCommand() *cobra.Command {
 			if limit < 1 || limit > 500 {
 				return usageErrorf("invalid --limit %d: use 1 to 500", limit)
 			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
 			q := url.Values{"limit": {strconv.Itoa(limit)}}
 			if stale {
 				q.Set("stale", "true")
@@ -49,22 +45,12 @@ func (a *app) jobsListCommand() *cobra.Command {
 					q.Set(name, value)
 				}
 			}
-			var raw json.RawMessage
-			if err := c.do(cmd.Context(), "GET", "/api/queue/jobs", q, nil, &raw); err != nil {
-				return fmt.Errorf("list jobs: %w", err)
-			}
-			if a.jsonOutput() {
-				return printJSON(a.stdout, raw)
-			}
-			var page jobPage
-			if err := json.Unmarshal(raw, &page); err != nil {
-				return fmt.Errorf("decode the job list: %w", err)
-			}
-			a.printJobs(page.Items)
-			if page.NextCursor != nil && *page.NextCursor != "" {
-				fmt.Fprintf(a.stdout, "\nNext page: add --cursor %s\n", *page.NextCursor)
-			}
-			return nil
+			return getAndShow(a, cmd, "/api/queue/jobs", q, "list jobs", "job list", func(page jobPage) {
+				a.printJobs(page.Items)
+				if page.NextCursor != nil && *page.NextCursor != "" {
+					fmt.Fprintf(a.stdout, "\nNext page: add --cursor %s\n", *page.NextCursor)
+				}
+			})
 		},
 	}
 	f := cmd.Flags()

@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/cobra"
 )
 
 // printJSON writes v as indented JSON followed by a newline. A
@@ -91,4 +94,28 @@ func isTerminal(w io.Writer) bool {
 	}
 	info, err := f.Stat()
 	return err == nil && info.Mode()&os.ModeCharDevice != 0
+}
+
+// getAndShow GETs path with query q and prints the raw answer with
+// --output json; otherwise it decodes the answer into T and calls show.
+// action names the request in errors ("list jobs"), noun names the answer
+// ("job list").
+func getAndShow[T any](a *app, cmd *cobra.Command, path string, q url.Values, action, noun string, show func(T)) error {
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
+	var raw json.RawMessage
+	if err := c.do(cmd.Context(), "GET", path, q, nil, &raw); err != nil {
+		return fmt.Errorf("%s: %w", action, err)
+	}
+	if a.jsonOutput() {
+		return printJSON(a.stdout, raw)
+	}
+	var v T
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return fmt.Errorf("decode the %s: %w", noun, err)
+	}
+	show(v)
+	return nil
 }

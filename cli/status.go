@@ -120,23 +120,7 @@ func (a *app) workersCommand() *cobra.Command {
 		Short: "List the workers seen recently, with their last pause version",
 		Args:  exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			var raw json.RawMessage
-			if err := c.do(cmd.Context(), "GET", "/api/workers", nil, nil, &raw); err != nil {
-				return fmt.Errorf("list workers: %w", err)
-			}
-			if a.jsonOutput() {
-				return printJSON(a.stdout, raw)
-			}
-			var list workerList
-			if err := json.Unmarshal(raw, &list); err != nil {
-				return fmt.Errorf("decode the worker list: %w", err)
-			}
-			a.printWorkers(list)
-			return nil
+			return getAndShow(a, cmd, "/api/workers", nil, "list workers", "worker list", a.printWorkers)
 		},
 	})
 	return cmd

@@ -69,23 +69,9 @@ func (a *app) tokensListCommand() *cobra.Command {
 		Short: "List tokens without their secrets",
 		Args:  exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			var raw json.RawMessage
-			if err := c.do(cmd.Context(), "GET", "/api/tokens", nil, nil, &raw); err != nil {
-				return fmt.Errorf("list tokens: %w", err)
-			}
-			if a.jsonOutput() {
-				return printJSON(a.stdout, raw)
-			}
-			var list tokenList
-			if err := json.Unmarshal(raw, &list); err != nil {
-				return fmt.Errorf("decode the token list: %w", err)
-			}
-			a.printTokens(list.Items)
-			return nil
+			return getAndShow(a, cmd, "/api/tokens", nil, "list tokens", "token list", func(list tokenList) {
+				a.printTokens(list.Items)
+			})
 		},
 	}
 }
