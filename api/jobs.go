@@ -582,8 +582,8 @@ func (s *Server) respondJob(c *gin.Context, status int) func(*broker.Job, error)
 // failure only makes the acknowledged count lag, so it is logged, not
 // returned.
 func (s *Server) touchWorker(c *gin.Context, workerID string, version int64) {
-	// The worker was answered, so record it even when it has hung up since:
-	// the registry must not depend on the client waiting for the response.
+	// The response was already decided, so record the worker even when it
+	// has disconnected since; the registry must not depend on the client.
 	ctx := context.WithoutCancel(c.Request.Context())
 	if err := s.b.TouchWorker(ctx, workerID, version); err != nil {
 		s.logger.WarnContext(c.Request.Context(), "record worker failed", "worker_id", workerID, "version", version, "error", err)

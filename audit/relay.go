@@ -255,9 +255,9 @@ func (r *Relay) EnsurePauseState(ctx context.Context) error {
 }
 
 // catchUpPauseState restores the pause hash when Redis holds an older
-// version than the audit log: Redis then lost changes (an AOF fsynced once
-// a second, a failover to a lagging replica), and reusing their versions
-// would both undo an operator's decision and collide with audited rows.
+// version than the audit log. Redis then lost changes, for example to an
+// AOF fsynced once a second or a failover to a lagging replica. Left alone,
+// the hash would undo an operator's decision and reuse audited versions.
 // An unreadable audit log leaves the present hash as it is.
 func (r *Relay) catchUpPauseState(ctx context.Context, state broker.PauseState) error {
 	newest, err := r.store.Newest(ctx)

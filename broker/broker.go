@@ -119,7 +119,7 @@ type ReleaseParams struct {
 	Checkpoint json.RawMessage // nil keeps the saved checkpoint
 }
 
-// RecoverMode says what an operator's recover does with a stale job.
+// RecoverMode selects what an operator's recover does with a stale job.
 type RecoverMode string
 
 // Recover modes.
@@ -136,7 +136,7 @@ type ListParams struct {
 	Cursor string // from the previous page's NextCursor
 }
 
-// PauseParams asks for a pause.
+// PauseParams are the inputs of a pause request.
 type PauseParams struct {
 	Mode            PauseMode
 	Reason          string
@@ -144,7 +144,7 @@ type PauseParams struct {
 	ExpectedVersion *int64
 }
 
-// ResumeParams asks for a resume.
+// ResumeParams are the inputs of a resume request.
 type ResumeParams struct {
 	Reason          string
 	Actor           string

@@ -72,11 +72,11 @@ type Job struct {
 	FinishedAt           *time.Time      `json:"finishedAt"`
 }
 
-// PauseMode says how far a pause goes.
+// PauseMode selects how far a pause goes.
 type PauseMode string
 
 // Pause modes. Drain stops new claims and lets running jobs finish. Quiesce
-// also asks running jobs to park at their next checkpoint.
+// also tells running jobs to park at their next checkpoint.
 const (
 	ModeDrain   PauseMode = "drain"
 	ModeQuiesce PauseMode = "quiesce"
@@ -167,8 +167,8 @@ type JobEvent struct {
 	CreatedAt time.Time       `json:"createdAt"`
 }
 
-// WorkerInfo is what the broker remembers about a worker from its latest
-// claim or heartbeat.
+// WorkerInfo is the broker's record of a worker from its latest claim or
+// heartbeat.
 type WorkerInfo struct {
 	ID           string    `json:"id"`
 	LastSeenAt   time.Time `json:"lastSeenAt"`

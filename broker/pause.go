@@ -42,12 +42,13 @@ type pausedState struct {
 	Actor         *string `json:"actor"`
 }
 
-// RestorePause recreates the pause hash from the newest audit event when the
-// hash is missing or holds a lower version than that event (Redis lost
-// changes the audit log has): same paused state, mode, reason and actor,
-// version one higher, with a restore event in the outbox. The restored
-// requestedAt is newest.CreatedAt. It returns nil and no error when the hash
-// exists at the newest audited version or above.
+// RestorePause recreates the pause hash from the newest audit event. It acts
+// when the hash is missing or holds a lower version than that event, which
+// means Redis lost changes that the audit log has. The new hash has the same
+// paused state, mode, reason and actor, the version one higher and
+// requestedAt = newest.CreatedAt, and a restore event enters the outbox.
+// It returns nil and no error when the hash is at the newest audited
+// version or above.
 func (b *Broker) RestorePause(ctx context.Context, newest AuditEvent) (*PauseChange, error) {
 	if newest.Version < 1 {
 		return nil, invalid("version", "the newest audit event must have a version of at least 1, got %d", newest.Version)

@@ -96,9 +96,9 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && info.Mode()&os.ModeCharDevice != 0
 }
 
-// getAndShow GETs path with query q and prints the raw answer with
-// --output json; otherwise it decodes the answer into T and calls show.
-// action names the request in errors ("list jobs"), noun names the answer
+// getAndShow GETs path with query q. With --output json it prints the raw
+// response body; otherwise it decodes the body into T and calls show.
+// Errors name the request by action ("list jobs") and the body by noun
 // ("job list").
 func getAndShow[T any](a *app, cmd *cobra.Command, path string, q url.Values, action, noun string, show func(T)) error {
 	c, err := a.client()
