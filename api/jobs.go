@@ -581,6 +581,10 @@ func (s *Server) respondJob(c *gin.Context, status int) func(*broker.Job, error)
 // touchWorker records the pause version a worker was sent in a response. A
 // failure only makes the acknowledged count lag, so it is logged, not
 // returned.
+//
+// NOTE: this is a second Redis round trip per claim and heartbeat. The claim
+// script cannot record the worker itself, because a paused claim must write
+// nothing; merging the two for unpaused claims is left to a later change.
 func (s *Server) touchWorker(c *gin.Context, workerID string, version int64) {
 	// The response was already decided, so record the worker even when it
 	// has disconnected since; the registry must not depend on the client.

@@ -71,7 +71,7 @@ func (e *pauseEnv) claim(workerID string, extra map[string]any) claimReply {
 	return out
 }
 
-// claimNothing claims for workerID and fails the test unless the answer
+// claimNothing claims for workerID and fails the test unless the response
 // has no job and says the workers are paused.
 func (e *pauseEnv) claimNothing(workerID string, extra map[string]any) claimReply {
 	e.t.Helper()
@@ -87,7 +87,7 @@ func (e *pauseEnv) claimNothing(workerID string, extra map[string]any) claimRepl
 }
 
 // changePause posts body to the pause endpoint with token and returns the
-// status and the raw answer.
+// status and the raw response body.
 func (e *pauseEnv) changePause(token string, body map[string]any) (int, []byte) {
 	e.t.Helper()
 	return e.s.Do(e.t, http.MethodPost, "/api/system/worker-pause", token, body)

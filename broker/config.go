@@ -58,8 +58,8 @@ type Config struct {
 	// XADD MAXLEN ~). Default 1000.
 	JobEventsMaxLen int
 
-	// WorkerLiveWindow is how recently a worker must have claimed or
-	// heartbeated to count as live. Default 90 s.
+	// WorkerLiveWindow is the time since a worker's latest claim or
+	// heartbeat within which it counts as live. Default 90 s.
 	WorkerLiveWindow time.Duration
 }
 

@@ -412,9 +412,9 @@ func (b *Broker) Fail(ctx context.Context, p FailParams) (*Job, error) {
 	return b.runJobUpdate(ctx, "fail", p.JobID, args...)
 }
 
-// Cancel cancels a queued job at once or asks the holder of a running job to
-// stop. Cancelling a running job a second time changes nothing; a finished
-// job returns ErrInvalidState.
+// Cancel cancels a queued job at once, or requests that the holder of a
+// running job stop it. Cancelling a running job a second time changes
+// nothing, and cancelling a finished job returns ErrInvalidState.
 func (b *Broker) Cancel(ctx context.Context, jobID, reason, actor string) (*Job, error) {
 	if jobID == "" {
 		return nil, invalid("id", "is required: send the job id")
@@ -495,8 +495,8 @@ func (b *Broker) Recover(ctx context.Context, jobID string, mode RecoverMode, ac
 }
 
 // Resubmit enqueues a new job copied from a failed, cancelled or
-// dead_letter one and returns it with created true. A job is resubmitted
-// at most once: a later call returns the copy made the first time with
+// dead_letter one and returns it with created true. While that copy exists
+// (until the retention purge deletes it), a later call returns it with
 // created false, so a repeated request does not run the work twice. To run
 // the work again after the copy ended, resubmit the copy. It works while
 // paused.

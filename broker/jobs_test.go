@@ -431,7 +431,7 @@ func TestHeartbeatFencesOtherHolders(t *testing.T) {
 	wantErr(t, "heartbeat with a string checkpoint", err, ErrInvalidArgument)
 
 	// The true holder may still heartbeat after its lease expired, as long
-	// as nobody moved the job.
+	// as no other process moved the job.
 	expireLease(t, b, job.ID, time.Minute)
 	got, _, err := b.Heartbeat(ctx, HeartbeatParams{JobID: job.ID, WorkerID: "w1", Attempt: 1})
 	if err != nil {

@@ -15,7 +15,7 @@ var (
 )
 
 // script returns the embedded script lua/<name>.lua. Script.Run sends
-// EVALSHA and falls back to EVAL when Redis answers NOSCRIPT, so a restarted
+// EVALSHA and falls back to EVAL when Redis replies NOSCRIPT, so a restarted
 // or flushed Redis needs no reload step.
 func script(name string) *redis.Script {
 	scriptsMu.Lock()

@@ -1,4 +1,4 @@
--- cancel.lua: cancels a queued job at once, or asks the holder of a running
+-- cancel.lua: cancels a queued job at once, or requests that the holder of a running
 -- job to stop.
 -- KEYS[1]: job hash
 -- ARGV[1]: key prefix "{ns}:"

@@ -13,7 +13,7 @@
 -- Returns: {"not_found"}, {"lease_lost"} or {"ok", job pairs, pause pairs}
 -- (pause pairs empty when the pause hash is missing).
 -- Invariant: only the holder (status running, claimedBy and attempt match)
--- changes the job. A holder whose lease expired but whose job nobody moved
+-- changes the job. A holder whose lease expired but whose job no other process moved
 -- yet still holds it, so its heartbeat extends the lease.
 local key = KEYS[1]
 local prefix = ARGV[1]

@@ -10,7 +10,7 @@
 -- ARGV[5]: max length of a job's event stream (approximate)
 -- Returns: {paused (0 or 1), retried, dead-lettered, cancelled, purged,
 -- promoted}.
--- Invariant: while the pause hash says paused, or is missing, the only
+-- Invariant: while the pause hash marks the workers paused, or is missing, the only
 -- change is that running jobs in the cancelling set whose lease expired
 -- (score <= now, no grace) end cancelled. Stale jobs stay stale, delayed
 -- jobs stay delayed and finished jobs stay stored. Several API servers may

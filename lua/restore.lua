@@ -16,7 +16,7 @@
 -- least as high as the newest audited one.
 -- Invariant: an existing hash is overwritten only when its version is lower
 -- than the newest audited version, which means Redis lost changes that the
--- audit log holds (an AOF fsynced once a second, a failover to a lagging
+-- audit log contains (an AOF fsynced once a second, a failover to a lagging
 -- replica). The restored version is one higher than the newest audited
 -- version, so no version appears twice in the audit log.
 local function json_string(s)

@@ -10,8 +10,8 @@
 -- Returns: {"not_found"}, {"invalid_state", status},
 -- {"ok", new job pairs, "created"} or, when the old job was resubmitted
 -- before, {"ok", existing copy pairs, "exists"}.
--- Invariant: a job is resubmitted at most once, so a repeated request (a
--- double click or a retry) does not run the work twice. The old job names
+-- Invariant: a repeated request (a double click or a retry) does not run
+-- the work twice while the first copy exists. The old job names
 -- its copy in resubmittedAs, and while that copy exists a new resubmit
 -- returns it and writes nothing. The new job is ready at once with attempt
 -- 0 and a new enqueue sequence. It copies type, priority, payload,

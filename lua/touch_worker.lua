@@ -1,5 +1,5 @@
 -- touch_worker.lua: records the time of a worker's latest claim or
--- heartbeat and the pause version sent in the response, and forgets workers
+-- heartbeat and the pause version sent in the response, and removes workers
 -- unseen for longer than the retention.
 -- KEYS[1]: workers sorted set (worker id -> last seen, Unix ms)
 -- KEYS[2]: workers version sorted set (worker id -> pause version of the

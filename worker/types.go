@@ -6,7 +6,9 @@ import (
 )
 
 // Job is the job document the broker returns (see docs/http-api.md).
-// Optional fields are nil when the broker sent null.
+// Optional fields are nil when the broker sent null. It mirrors broker.Job
+// on purpose: worker programs talk HTTP only and should not import the
+// Redis engine and its dependencies.
 type Job struct {
 	ID                   string          `json:"id"`
 	Type                 string          `json:"type"`

@@ -46,7 +46,7 @@ func Postgres(t testing.TB) (*sqlx.DB, string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := admin.PingContext(ctx); err != nil {
-		t.Fatalf("PostgreSQL at %s does not answer: %v (start it, or set TEST_DATABASE_URL)", DatabaseURL(), err)
+		t.Fatalf("PostgreSQL at %s does not respond: %v (start it, or set TEST_DATABASE_URL)", DatabaseURL(), err)
 	}
 	schema := RandomName("t_")
 	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {

@@ -47,7 +47,7 @@ func Redis(t testing.TB) (*redis.Client, string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := rdb.Ping(ctx).Err(); err != nil {
-		t.Fatalf("Redis at %s does not answer: %v (start it, or set TEST_REDIS_URL)", RedisURL(), err)
+		t.Fatalf("Redis at %s does not respond: %v (start it, or set TEST_REDIS_URL)", RedisURL(), err)
 	}
 	ns := RandomName("t")
 	t.Cleanup(func() {

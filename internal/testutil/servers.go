@@ -61,7 +61,7 @@ func (s *RedisServer) Client() *redis.Client {
 }
 
 // Start starts the server (again) with the same data directory and waits
-// until it answers PING.
+// until it responds to PING.
 func (s *RedisServer) Start() {
 	s.t.Helper()
 	s.cmd = exec.Command("redis-server", s.Args...)
